@@ -1,0 +1,1 @@
+"""Route modules of the API; each one adds its views to `bp`."""

@@ -1,0 +1,1 @@
+"""Services that take client data in: experiments, assignment, sends, conversions, CSV import."""

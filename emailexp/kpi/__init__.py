@@ -1,0 +1,1 @@
+"""KPI store: definitions, values, targets, progress."""

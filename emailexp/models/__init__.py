@@ -1,0 +1,12 @@
+"""Typed SQLAlchemy models. No Flask here: the models are usable from any Session."""
+from .auth import ApiKey, Role, User
+from .base import Base, UTCDateTime, utcnow
+from .directory import Owner, Recipient, Segment, Team
+from .events import Attribution, ClickEvent, Conversion, ConversionKind, OpenEvent, Send, SendLink, Verdict
+from .experiments import Experiment, ExperimentStatus, PrimaryMetric, Variant
+
+__all__ = [
+    "ApiKey", "Attribution", "Base", "ClickEvent", "Conversion", "ConversionKind", "Experiment",
+    "ExperimentStatus", "OpenEvent", "Owner", "PrimaryMetric", "Recipient", "Role", "Segment", "Send",
+    "SendLink", "Team", "User", "UTCDateTime", "Variant", "Verdict", "utcnow",
+]

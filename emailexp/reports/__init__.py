@@ -1,0 +1,1 @@
+"""Services that read aggregates from the database and hand them to analysis/."""

@@ -1,0 +1,1 @@
+"""Tracking: signed tokens, open/click classification, and recording them."""

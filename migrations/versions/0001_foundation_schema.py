@@ -8,6 +8,8 @@ Create Date: 2026-12-04 15:41:55.325060
 from alembic import op
 import sqlalchemy as sa
 
+import emailexp.models.base
+
 
 # revision identifiers, used by Alembic.
 revision = '0001'

@@ -1,0 +1,27 @@
+"""Small dialect-aware SQL expressions shared by the report queries."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+
+def utc_hour_key(session: Session, column) -> sa.ColumnElement[str]:
+    """'YYYY-MM-DD HH' of a UTC timestamp column, as text, on SQLite and PostgreSQL.
+
+    Report queries group by UTC hour in the database and map hours to local days in Python
+    (on at most 24 rows per day), because SQLite has no timezone database.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return sa.func.strftime("%Y-%m-%d %H", column)
+    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
+
+
+def whole_hours_between(session: Session, start, end) -> sa.ColumnElement[int]:
+    """Whole hours from `start` to `end` (UTC timestamp columns), rounded down for non-negative spans.
+
+    SQLite's julianday arithmetic is floating point (2 h can come out as 1.9999999), hence the
+    epsilon of about 4 ms before truncating.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return sa.cast((sa.func.julianday(end) - sa.func.julianday(start)) * 24.0 + 1e-6, sa.Integer)
+    return sa.cast(sa.func.floor(sa.extract("epoch", end - start) / 3600.0), sa.Integer)

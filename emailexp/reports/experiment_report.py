@@ -180,9 +180,15 @@ def build_experiment_report(session: Session, experiment_id: int, *, opens: str 
 
     analysis = None
     if len(variants) >= 2 and sum(a.sends for a in arms) > 0:
+        mde_relative = experiment.mde_relative or 0.10
+        # The always-valid guarantee needs a mixing sd fixed before the data: the planned absolute
+        # MDE when the experiment was planned with a baseline; otherwise analysis/ derives it from
+        # the observed control rate, and says so in its assumptions.
+        mixing_sd = experiment.baseline_rate * mde_relative if experiment.baseline_rate else None
         analysis = analyze_experiment(
             arms, daily, metric=experiment.primary_metric, alpha=experiment.alpha, power=experiment.power,
-            correction=correction, mde_relative=experiment.mde_relative or 0.10, sends_per_day=sends_per_day)
+            correction=correction, mde_relative=mde_relative, sends_per_day=sends_per_day,
+            mixing_sd=mixing_sd)
     elif len(variants) < 2:
         notes.append("an experiment needs at least two variants to be analysed")
 

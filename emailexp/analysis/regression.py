@@ -31,6 +31,18 @@ by campaigns (every campaign sent on one weekday), the data say nothing about it
 and it is reported as aliased rather than estimated with campaign confounding. Rank is checked by
 a greedy Cholesky of the exact (integer) Gram matrix ``X'X``.
 
+Estimability: fixing aliased columns at 0 is only a convention, so a prediction or contrast is
+reported only if it is *estimable* - its row ``c`` lies in the row space of the fitted design
+(``c = c X^+ X``), checked against an orthonormal basis of the null space built from the Gram
+matrix (each aliased column ``a = X_kept g_a`` gives the null vector ``e_a - g_a``; an empty column
+gives ``e_a``), with relative tolerance ``_EST_TOL``. An estimable ``c'beta`` has one value whatever
+the convention: the reduced fit gives it as ``c_kept' beta_kept`` with variance
+``c_kept' Cov c_kept``. So a condition that is aliased column by column (every segment sent only
+on Tue early, Tue afternoon, Thu midday, Fri evening: ``weekday[Thu]`` = ``hour_band[midday]``)
+still has estimable rates for the observed combinations, while an unobserved combination such
+as Thu early is ``not_estimable``, and a weekday or hour band effect averaged over all cells is
+``not_estimable`` because it needs those unobserved combinations.
+
 Separation: a 0/1 column whose rows have no events (or only events) has an infinite MLE. Its rows
 are removed from the fit - the profile likelihood of the other coefficients is exactly that of the
 remaining rows - and the column is reported with status ``"separated"`` (odds ratio ``None``); in
@@ -54,9 +66,15 @@ Inference
   cells* with the factor set to the level minus set to the reference, averaged with weights sends;
   the subject comparison changes the subject and its features together (total subject effect).
   Intervals by the delta method with the scaled covariance.
+  Reported only if every counterfactual cell that enters the average is estimable, with two
+  conventions kept from the coding: an aliased or empty interaction column is assumed 0 (noted),
+  and a subject or campaign column aliased with earlier terms is fixed at 0 (a subject with no
+  effect beyond its features; a campaign absorbed by its subjects).
 - Predicted rates for every weekday x hour band x segment: the model rate averaged over the
   send-weighted mix of (subject, features, campaign) patterns in the data ("what if all sends had
   gone out in this condition"); delta-method interval on the logit of that average, back-transformed.
+  Reported only if the condition is estimable combined with every mix pattern of the fitted cells.
+  Cells removed for separation are predicted by convention and not checked.
 - Top conditions per segment: ranked by predicted rate among conditions with observed sends in that
   segment (no recommendation purely by extrapolation).
 """
@@ -97,6 +115,7 @@ OTHER_SUBJECT = "(other subjects)"
 REQUIRED_COLUMNS = ("subject", "weekday", "hour", "segment", "campaign", "sends")
 SEPARATED_COEF = 40.0  # logit used for a separated level in predictions: expit(-40) ~ 4e-18
 _RANK_TOL = 1e-9
+_EST_TOL = 1e-6  # estimability: |component of c in the null space of X| <= _EST_TOL * |c|
 _FACTOR_ORDER = ("length_band", "subject", "campaign", "weekday", "hour_band", "segment")
 
 
@@ -150,7 +169,8 @@ class PredictedRate(ToDictMixin):
     """Predicted rate (proportion 0..1) of one weekday x hour band x segment condition.
 
     ``observed_sends`` / ``observed_events`` are the raw counts in that condition (any subject or
-    campaign). ``status``: estimated | not_estimable (uses an aliased or empty column) |
+    campaign). ``status``: estimated | not_estimable (not identified by the data: the condition,
+    combined with some subject/campaign pattern, is outside the row space of the design) |
     separated (uses a level with no events or only events: rate ~0 or ~1, no interval).
     """
 
@@ -384,6 +404,38 @@ def _greedy_rank(gram: np.ndarray, order: list[int]) -> tuple[list[int], list[in
         L[k, k] = np.sqrt(resid)
         kept.append(j)
     return kept, aliased, empty
+
+
+def _null_vectors(gram: np.ndarray, kept: list[int], dropped: list[int], p: int) -> np.ndarray:
+    """Null vectors (p x len(dropped)) of the fit design, one per aliased or empty column.
+
+    Every aliased column ``a`` is an exact combination of the kept columns, ``X_a = X_K g_a`` with
+    ``g_a = (X_K'X_K)^-1 X_K'X_a`` (least squares on the exact Gram matrix), so ``e_a - g_a`` is a
+    null vector of ``X``; an empty column ``e`` gives ``e_e``. These vectors span the null space
+    (``X_K`` has full column rank). A linear combination ``c'beta`` is estimable iff ``c`` is
+    orthogonal to them, i.e. ``Q'c = 0`` for an orthonormal basis ``Q`` of their span (see
+    :func:`_orthonormal`; equivalently ``c = c X^+ X``). Then ``c_a = g_a'c_K`` for every dropped
+    column, so ``c'beta = c_K'(beta_K + sum_a g_a beta_a)``: exactly ``c_K'`` times the
+    coefficients of the fit with the dropped columns fixed at 0 (which is what the predictions
+    use), with variance ``c_K' Cov_K c_K``. Columns outside ``kept + dropped`` (separated) get
+    zero rows; leaving a dropped column out of a basis fixes its coefficient at 0 by convention.
+    """
+    N = np.zeros((p, len(dropped)))
+    N[dropped, np.arange(len(dropped))] = 1.0
+    if kept and dropped:
+        gkk = gram[np.ix_(kept, kept)]
+        gka = gram[np.ix_(kept, dropped)]
+        try:
+            g = cho_solve(cho_factor(gkk, check_finite=False), gka, check_finite=False)
+        except np.linalg.LinAlgError:  # pragma: no cover - kept columns are independent by construction
+            g = np.linalg.lstsq(gkk, gka, rcond=None)[0]
+        N[kept, :] = -g
+    return N
+
+
+def _orthonormal(N: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the column span of ``N`` (full column rank by construction)."""
+    return np.linalg.qr(N)[0] if N.shape[1] else N
 
 
 @dataclass(frozen=True)
@@ -655,7 +707,55 @@ def fit_condition_model(
     # Predictions and marginal effects share the observed patterns (all rows, incl. separated).
     eta_all = X_all @ beta_pred
     W = n_all.sum()
-    bad_cols = set(aliased) | set(empty)
+    # Estimability (see _null_vectors). Predictions are judged against every aliased/empty column.
+    # Marginal effects keep two conventions: an aliased or empty interaction column is assumed 0
+    # (reported in the note), and subject and campaign columns aliased with earlier terms are
+    # fixed at 0 (a subject with no effect beyond its features, a campaign absorbed by its
+    # subjects). Only the cells that enter the fit are checked (for predictions: the mix patterns
+    # of those cells); the cells removed for separation are predicted by convention
+    # (+-SEPARATED_COEF, dropped columns at 0).
+    dropped = aliased + empty
+    bad_cols = set(dropped)
+    N_null = _null_vectors(gram, kept, dropped, p)
+    ame_sel = [t for t, j in enumerate(dropped) if cols[j].kind != "inter" and (
+        j in empty or cols[j].term not in ("subject", "campaign"))]
+    Q_ame = _orthonormal(N_null[:, ame_sel])
+    sep_abs = (sep_sign != 0).astype(float)
+    fit_idx = np.flatnonzero(rows)
+    X_fit = X_all[fit_idx]  # CSC: cheap column slices
+    cf_scale = np.sqrt(float(np.asarray(X_all.sum(axis=1)).max()) + 1.0)
+
+    q_active = np.abs(Q_ame).max(axis=1, initial=0.0) > _EST_TOL * 1e-3
+    xq_cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, float]] = {}
+
+    def estimable_cf(idx, block) -> bool:
+        """Whether every fitted cell, with columns ``idx`` replaced by ``block``, is estimable.
+
+        A fitted cell ``x`` lies in the row space (``Q'x = 0``), so the counterfactual
+        ``x + (block - x_idx)`` is estimable iff ``(block - x_idx) Q_idx = 0``; only the columns
+        with non-zero rows in ``Q`` matter. Counterfactual cells that use a separated column are
+        predicted by convention and not checked.
+        """
+        act = [t for t, j in enumerate(idx) if q_active[j]]
+        if not act:
+            return True  # the replaced columns do not touch the null space
+        cols_act = tuple(idx[t] for t in act)
+        Qi = Q_ame[list(cols_act)]
+        if cols_act not in xq_cache:
+            xq = np.asarray(X_fit[:, list(cols_act)] @ Qi)
+            centre = xq.mean(axis=0)
+            xq_cache[cols_act] = (xq, centre, float(np.sqrt(np.einsum("ij,ij->i", xq - centre, xq - centre)).max()))
+        xq, centre, spread = xq_cache[cols_act]
+        sep_t = [t for t, j in enumerate(idx) if sep_abs[j]]
+        if not sp.issparse(block):  # one row for every cell: max_i |v - xq_i| <= |v - centre| + spread
+            if sep_t and block[0, sep_t].any():
+                return True
+            return bool(np.linalg.norm(block[0, act] @ Qi - centre) + spread <= _EST_TOL * cf_scale)
+        blk = block[fit_idx]
+        proj = np.asarray(blk[:, act] @ Qi) - xq
+        if sep_t:
+            proj = proj[np.asarray(blk[:, sep_t].sum(axis=1)).ravel() == 0]
+        return bool(np.all(np.sqrt(np.einsum("ij,ij->i", proj, proj)) <= _EST_TOL * cf_scale))
 
     def finish_ame(factor, level_label, ref_label, eta_l, grad_l_fn, eta_r, grad_r_fn, status_, note=""):
         mu_l, mu_r = special.expit(eta_l), special.expit(eta_r)
@@ -690,16 +790,20 @@ def fit_condition_model(
             cf[f] = np.full(len(pat), code)
             return design.build(cf, binary, idx)
 
-        eta_r, grad_r = counterfactual(idx, block_for(ref_code))
+        ref_blk = block_for(ref_code)
+        eta_r, grad_r = counterfactual(idx, ref_blk)
+        ref_ok = estimable_cf(idx, ref_blk)
         for code, level in enumerate(lv):
             if code == ref_code:
                 continue
             main = next(j for j in idx if cols[j].kind == "level" and cols[j].code == code and cols[j].factor == f)
-            st = "separated" if sep_sign[main] else ("not_estimable" if main in bad_cols else "estimated")
+            blk = block_for(code)
+            st = "separated" if sep_sign[main] else (
+                "estimated" if ref_ok and estimable_cf(idx, blk) else "not_estimable")
             inter_bad = [j for j in idx if cols[j].kind == "inter" and j in bad_cols
                          and ((cols[j].factor == f and cols[j].code == code) or (cols[j].factor2 == f and cols[j].code2 == code))]
             note = f"{len(inter_bad)} interaction column(s) without data assumed 0" if inter_bad and st == "estimated" else ""
-            eta_l, grad_l = counterfactual(idx, block_for(code))
+            eta_l, grad_l = counterfactual(idx, blk)
             lab = WEEKDAY_NAMES[level] if f == "weekday" else str(level)
             ref_lab = WEEKDAY_NAMES[lv[ref_code]] if f == "weekday" else str(lv[ref_code])
             ames.append(finish_ame(f, lab, ref_lab, eta_l, grad_l, eta_r, grad_r, st, note))
@@ -713,15 +817,19 @@ def fit_condition_model(
         if code == lb_ref:
             continue
         j = next(k for k in lb_idx if cols[k].code == code)
-        eta_r, g_r = counterfactual(lb_idx, np.zeros((1, len(lb_idx))))
-        eta_l, g_l = counterfactual(lb_idx, np.array([[1.0 if k == j else 0.0 for k in lb_idx]]))
-        st = "separated" if sep_sign[j] else ("not_estimable" if j in bad_cols else "estimated")
+        blk_r, blk_l = np.zeros((1, len(lb_idx))), np.array([[1.0 if k == j else 0.0 for k in lb_idx]])
+        eta_r, g_r = counterfactual(lb_idx, blk_r)
+        eta_l, g_l = counterfactual(lb_idx, blk_l)
+        st = "separated" if sep_sign[j] else (
+            "estimated" if estimable_cf(lb_idx, blk_r) and estimable_cf(lb_idx, blk_l) else "not_estimable")
         ames.append(finish_ame("length_band", level, levels["length_band"][lb_ref], eta_l, g_l, eta_r, g_r, st))
     for b in BINARY_FEATURES:
         j = next(k for k in fidx if cols[k].kind == "binary" and cols[k].factor == b)
         eta_l, g_l = counterfactual([j], np.ones((1, 1)))
         eta_r, g_r = counterfactual([j], np.zeros((1, 1)))
-        st = "separated" if sep_sign[j] else ("not_estimable" if j in bad_cols else "estimated")
+        st = "separated" if sep_sign[j] else (
+            "estimated" if estimable_cf([j], np.ones((1, 1))) and estimable_cf([j], np.zeros((1, 1)))
+            else "not_estimable")
         ames.append(finish_ame(b, "yes", "no", eta_l, g_l, eta_r, g_r, st))
 
     # Subjects: total effect (subject level and its features) vs the reference subject.
@@ -736,7 +844,9 @@ def fit_condition_model(
             bv = {b: np.array([float(getattr(ft, b))]) for b in BINARY_FEATURES}
             return design.build(cf, bv, sidx).toarray()
 
-        eta_r, g_r = counterfactual(sidx, subject_block(s_ref))
+        ref_blk = subject_block(s_ref)
+        eta_r, g_r = counterfactual(sidx, ref_blk)
+        ref_ok = estimable_cf(sidx, ref_blk)
         for code, level in enumerate(levels["subject"]):
             if code == s_ref:
                 continue
@@ -746,7 +856,8 @@ def fit_condition_model(
                 continue
             blk = subject_block(code)
             used_sep = [k for k, v in zip(sidx, blk[0]) if v and sep_sign[k]]
-            st = "separated" if used_sep else "estimated"
+            st = "separated" if used_sep else (
+                "estimated" if ref_ok and estimable_cf(sidx, blk) else "not_estimable")
             eta_l, g_l = counterfactual(sidx, blk)
             ames.append(finish_ame("subject", level, levels["subject"][s_ref], eta_l, g_l, eta_r, g_r, st))
 
@@ -780,6 +891,24 @@ def fit_condition_model(
         se_logit = se_rate / (rate * (1 - rate))
     lo = special.expit(logit_rate - z * se_logit)
     hi = special.expit(logit_rate + z * se_logit)
+    # A grid condition is estimable iff (condition, mix pattern) is, for every mix pattern of the
+    # fitted cells: with a = Q'c_condition and b_m = Q'c_mix, a + b_m = 0 for all m, i.e. the b_m
+    # are all equal and a = -mean(b). Vectorised with the bound max_m |a + b_m| <= |a + mean(b)| +
+    # max_m |b_m - mean(b)| (and >= both terms up to a factor 2).
+    Q_pred = _orthonormal(N_null)
+    if Q_pred.shape[1]:
+        fit_mix = np.zeros(n_mix, bool)
+        fit_mix[mix_codes[rows]] = True
+        Xm_fit = Xm[fit_mix]
+        b_mix = np.asarray(Xm_fit @ Q_pred[mix_idx])
+        b_bar = b_mix.mean(axis=0)
+        spread = float(np.sqrt(np.einsum("ij,ij->i", b_mix - b_bar, b_mix - b_bar)).max())
+        a_c = Xc @ Q_pred[cond_idx] + b_bar
+        viol = np.sqrt(np.einsum("ij,ij->i", a_c, a_c)) + spread
+        norm = np.sqrt(Xc.sum(axis=1) + float(np.asarray(Xm_fit.sum(axis=1)).max()))
+        cond_ok = viol <= _EST_TOL * np.maximum(norm, 1.0)
+    else:
+        cond_ok = np.ones(len(grid), bool)
     obs = pat.assign(w=codes["weekday"], b=codes["hour_band"], s=codes["segment"]).groupby(
         ["w", "b", "s"])[["sends", "events"]].sum()
     obs_lookup = {k: (int(v[0]), int(v[1])) for k, v in zip(obs.index, obs.to_numpy())}
@@ -788,7 +917,7 @@ def fit_condition_model(
         used = [cond_idx[k] for k in np.flatnonzero(Xc[i])]
         if any(sep_sign[j] for j in used):
             st = "separated"
-        elif any(j in bad_cols for j in used):
+        elif not cond_ok[i]:
             st = "not_estimable"
         else:
             st = "estimated"

@@ -279,3 +279,123 @@ def test_bad_input_messages():
         fit_condition_model(cells.iloc[:0])
     with pytest.raises(ValueError, match="interactions"):
         fit_condition_model(cells, interactions=(("segment", "subject"),))
+
+
+# --------------------------------------------------------------------------------------------
+# Estimability under aliasing
+# --------------------------------------------------------------------------------------------
+
+# Every segment is sent in the same four conditions, so weekday and hour band are aliased column
+# by column (Thu <-> midday, Fri <-> evening); the condition x segment rates are still estimable.
+ALIASED_PLANT = {"enterprise": {(1, 8): 0.40, (1, 15): 0.22, (3, 12): 0.25, (4, 17): 0.18},
+                 "smb": {(1, 8): 0.20, (1, 15): 0.22, (3, 12): 0.38, (4, 17): 0.18}}
+ALIASED_BAND = {8: "early", 15: "afternoon", 12: "midday", 17: "evening"}
+
+
+def aliased_cells(seed=5, n=350):
+    rng = np.random.default_rng(seed)
+    rows = [dict(subject=f"subject {c}", weekday=wd, hour=h, segment=seg, campaign=c, sends=n,
+                 opens=int(rng.binomial(n, p)), meetings=5)
+            for seg, conds in ALIASED_PLANT.items() for (wd, h), p in conds.items() for c in ("news-1", "news-2")]
+    return pd.DataFrame(rows)
+
+
+def reparametrized_glm(cells):
+    """Full-rank statsmodels fit of the same cells: one indicator per condition x segment (8) plus
+    the campaign effect (the subject is nested in the campaign); scale = max(X2 / df, 1)."""
+    cond = list(zip(cells["weekday"], cells["hour"], cells["segment"]))
+    levels = sorted(set(cond))
+    X = np.column_stack([[float(c == lv) for c in cond] for lv in levels]
+                        + [(cells["campaign"] == "news-2").to_numpy(float)])
+    y = (cells["opens"] / cells["sends"]).to_numpy()
+    model = sm.GLM(y, X, family=sm.families.Binomial(), var_weights=cells["sends"].to_numpy(float))
+    first = model.fit(tol=1e-13)
+    phi = first.pearson_chi2 / first.df_resid
+    return model.fit(tol=1e-13, scale=max(phi, 1.0)), levels
+
+
+def test_estimable_conditions_are_predicted_despite_aliasing():
+    cells = aliased_cells()
+    m = fit_condition_model(cells)
+    assert "hour_band[midday]" in m.aliased_columns and "hour_band[evening]" in m.aliased_columns
+    assert m.term("weekday[Thu]").status == "estimated" and m.term("hour_band[midday]").status == "aliased"
+
+    # The planted best condition of each segment is ranked first.
+    best = {s: (top[0].weekday_name, top[0].hour_band) for s, top in m.top_conditions.items()}
+    assert best == {"enterprise": ("Tue", "early"), "smb": ("Thu", "midday")}
+    assert all(len(top) == 4 for top in m.top_conditions.values())
+
+    # Reference: statsmodels on a full-rank reparametrisation, standardised over the (balanced)
+    # campaign mix by statsmodels' own delta method (average=True), interval on the logit scale.
+    ref, levels = reparametrized_glm(cells)
+    z = stats.norm.ppf(0.975)
+    pred = {(p.weekday, p.hour_band, p.segment): p for p in m.predicted_rates}
+    for k, (wd, h, seg) in enumerate(levels):
+        p = pred[(wd, ALIASED_BAND[h], seg)]
+        assert p.status == "estimated" and p.rank is None
+        obs = cells[(cells["weekday"] == wd) & (cells["hour"] == h) & (cells["segment"] == seg)]
+        pooled = obs["opens"].sum() / obs["sends"].sum()
+        exog = np.zeros((2, len(levels) + 1))
+        exog[:, k] = 1.0
+        exog[1, -1] = 1.0  # the two campaigns, equal sends
+        sm_pred = ref.get_prediction(exog, which="mean", average=True)
+        r = float(np.squeeze(sm_pred.predicted))
+        se_logit = float(np.squeeze(sm_pred.se)) / (r * (1 - r))
+        assert p.rate == pytest.approx(pooled, abs=1e-9)  # saturated for the condition x segment cells
+        assert p.rate == pytest.approx(r, abs=1e-9)
+        assert p.ci_lower == pytest.approx(1 / (1 + np.exp(-(np.log(r / (1 - r)) - z * se_logit))), abs=1e-6)
+        assert p.ci_upper == pytest.approx(1 / (1 + np.exp(-(np.log(r / (1 - r)) + z * se_logit))), abs=1e-6)
+    smb_best = m.top_conditions["smb"][0]
+    assert smb_best.rate == pytest.approx(pred[(3, "midday", "smb")].rate, abs=0) and 0.34 < smb_best.rate < 0.42
+
+    # Unobserved combinations need the arbitrary split between weekday and hour band.
+    for wd, band in ((3, "early"), (1, "midday"), (4, "afternoon")):
+        for seg in ALIASED_PLANT:
+            p = pred[(wd, band, seg)]
+            assert p.status == "not_estimable" and p.rate is None and p.ci_lower is None
+    assert sum(p.status == "estimated" for p in m.predicted_rates) == 8
+
+    # Marginal effects: averaging weekday or hour band over all cells needs unobserved combinations;
+    # the segment effect only needs observed ones and matches a direct computation.
+    assert all(e.status == "not_estimable" and e.effect_pp is None
+               for e in m.marginal_effects if e.factor in ("weekday", "hour_band"))
+    seg_eff = m.effect("segment", "smb")
+    assert seg_eff.status == "estimated"
+    cond = list(zip(cells["weekday"], cells["hour"]))
+    n = cells["sends"].to_numpy(float)
+
+    def exog_for(segment):
+        X = np.zeros((len(cells), len(levels) + 1))
+        for i, (wd, h) in enumerate(cond):
+            X[i, levels.index((wd, h, segment))] = 1.0
+        X[:, -1] = (cells["campaign"] == "news-2").to_numpy(float)
+        return X
+
+    Xs, Xe = exog_for("smb"), exog_for("enterprise")
+    mu_s, mu_e = ref.predict(exog=Xs), ref.predict(exog=Xe)
+    ame = np.dot(n, mu_s - mu_e) / n.sum()
+    grad = ((Xs * (n * mu_s * (1 - mu_s))[:, None]).sum(0) - (Xe * (n * mu_e * (1 - mu_e))[:, None]).sum(0)) / n.sum()
+    assert seg_eff.effect_pp == pytest.approx(100 * ame, abs=1e-7)
+    assert seg_eff.std_err_pp == pytest.approx(100 * np.sqrt(grad @ ref.cov_params() @ grad), abs=1e-6)
+    json.dumps(m.to_dict(), allow_nan=False)
+
+
+def test_truly_non_estimable_condition_stays_not_estimable():
+    # Only three conditions, and weekday and hour band are aliased (Thu <-> midday): Thu x early
+    # is never observed, and its rate depends on how the Thu/midday effect is split.
+    cells = aliased_cells()
+    cells = cells[cells["hour"] != 17].reset_index(drop=True)
+    m = fit_condition_model(cells, interactions=())
+    assert "hour_band[midday]" in m.aliased_columns
+    pred = {(p.weekday_name, p.hour_band, p.segment): p for p in m.predicted_rates}
+    for seg in ALIASED_PLANT:
+        assert pred[("Thu", "early", seg)].status == "not_estimable"
+        assert pred[("Thu", "early", seg)].rate is None
+        assert pred[("Thu", "midday", seg)].status == "estimated"
+        assert pred[("Tue", "afternoon", seg)].status == "estimated"
+    assert m.effect("weekday", "Thu").status == "not_estimable"
+    assert m.effect("hour_band", "midday").status == "not_estimable"
+    # Setting every cell to afternoon needs Thu afternoon (never sent): not estimable either.
+    assert m.effect("hour_band", "afternoon").status == "not_estimable"
+    # Every condition is observed in both segments: the segment effect is estimable.
+    assert m.effect("segment", "smb").status == "estimated"

@@ -26,6 +26,11 @@ class Config:
     TIMEZONE = os.environ.get("EMAILEXP_TIMEZONE", "Asia/Tokyo")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     MAX_BATCH_SIZE = 10_000
+    # Conversions are attributed to the latest send this many days before them, for sends outside
+    # experiments (an experiment sets its own window).
+    ATTRIBUTION_WINDOW_DAYS = int(os.environ.get("EMAILEXP_ATTRIBUTION_WINDOW_DAYS", "14"))
+    # X-Forwarded-For hops to trust for the client address (0: use the socket peer).
+    TRUST_PROXY_HOPS = int(os.environ.get("EMAILEXP_TRUST_PROXY_HOPS", "0"))
     MAX_CONTENT_LENGTH = 64 * 1024 * 1024
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -21,4 +21,8 @@ export EMAILEXP_INSECURE_COOKIES="${EMAILEXP_INSECURE_COOKIES:-1}"   # plain htt
 
 .venv/bin/emailexp db upgrade
 .venv/bin/emailexp demo --reset
+# A sign-in for the demo (kept across runs; create-user refuses an existing name, which is fine).
+echo "demo-password" | .venv/bin/emailexp create-user demo --role admin --password-stdin 2>/dev/null \
+    || echo "user 'demo' already exists"
+echo "Open http://${HOST:-127.0.0.1}:${PORT:-8000}/ and sign in as demo / demo-password"
 exec .venv/bin/emailexp serve --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"

@@ -16,7 +16,15 @@ from emailexp.reports.insights import build_insights, parse_insights_query
 def experiment_analysis(experiment_id: int):
     opens = request.args.get("opens", "human")
     correction = request.args.get("correction", "holm")
-    report = build_experiment_report(db.session, experiment_id, opens=opens, correction=correction)
+    quality = request.args.get("quality", "summary")
+    if quality not in ("summary", "full"):
+        raise ValidationError("must be summary or full (full adds open events by verdict and reason, "
+                              "a join over every open event of the experiment)", field="quality")
+    unknown = sorted(set(request.args) - {"opens", "correction", "quality"})
+    if unknown:
+        raise ValidationError("unknown query parameter; use opens, correction or quality", field=unknown[0])
+    report = build_experiment_report(db.session, experiment_id, opens=opens, correction=correction,
+                                     include_quality="full" if quality == "full" else True)
     return jsonify(report.to_dict())
 
 

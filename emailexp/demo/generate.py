@@ -602,7 +602,7 @@ def generate(now: datetime, *, seed: int = 7, scale: float = 1.0, hash_key: byte
         "id": np.arange(1, n_sends + 1), "send_id": send_ids, "recipient_id": rec + 1,
         "experiment_id": cols["experiment_id"], "variant_id": cols["variant_id"], "subject": cols["subject"],
         "segment_id": seg + 1, "owner_id": owner + 1, "campaign": cols["campaign"], "sent_at": sent,
-        "local_weekday": weekday, "local_hour": hour,
+        "sent_hour": sent // 3600, "local_weekday": weekday, "local_hour": hour,
         "first_open_at": np.where(first_open == big, NO_TIME, first_open),
         "first_human_open_at": np.where(first_human_open == big, NO_TIME, first_human_open),
         "first_click_at": np.where(first_click == big, NO_TIME, first_click),

@@ -28,6 +28,14 @@ class Attribution(enum.StrEnum):
     unattributed = "unattributed"
 
 
+def sent_hour_of(sent_at: datetime) -> int:
+    return int(sent_at.timestamp()) // 3600
+
+
+def _sent_hour_default(context) -> int:
+    return sent_hour_of(context.get_current_parameters()["sent_at"])
+
+
 class Send(Base):
     """One e-mail to one recipient. `send_id` is the client's id and makes ingestion idempotent.
 
@@ -48,6 +56,9 @@ class Send(Base):
     owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owners.id"))
     campaign: Mapped[str | None] = mapped_column(sa.String(200))
     sent_at: Mapped[datetime]
+    # Whole hours since the Unix epoch (UTC) of sent_at: an integer bucket that reports group by
+    # (and map to local days in Python) without parsing timestamps per row in the database.
+    sent_hour: Mapped[int] = mapped_column(default=_sent_hour_default)
     local_weekday: Mapped[int] = mapped_column(sa.SmallInteger)
     local_hour: Mapped[int] = mapped_column(sa.SmallInteger)
     first_open_at: Mapped[datetime | None]
@@ -59,10 +70,19 @@ class Send(Base):
     links: Mapped[list[SendLink]] = relationship(order_by="SendLink.position", lazy="raise")
 
     __table_args__ = (
-        sa.Index("ix_sends_experiment_variant", "experiment_id", "variant_id"),
+        # Covering, in the experiment report's GROUP BY order: the report streams through this
+        # index without touching the table or sorting (1M sends in well under a second on SQLite).
+        sa.Index("ix_sends_experiment_report", "experiment_id", "variant_id", "segment_id", "sent_hour",
+                 "first_open_at", "first_human_open_at"),
+        # Covering, in the insights GROUP BY order (condition cells over all sends).
+        sa.Index("ix_sends_conditions", "subject", "local_weekday", "local_hour", "segment_id", "experiment_id",
+                 "campaign", "first_human_open_at"),
         sa.Index("ix_sends_recipient_sent_at", "recipient_id", "sent_at"),
         sa.Index("ix_sends_sent_at", "sent_at"),
         sa.Index("ix_sends_owner_sent_at", "owner_id", "sent_at"),
+        # the KPI feed's incremental refresh finds what changed since its watermark through these
+        sa.Index("ix_sends_created_at", "created_at"),
+        sa.Index("ix_sends_first_human_open_at", "first_human_open_at"),
         sa.CheckConstraint("local_weekday between 0 and 6", name="local_weekday"),
         sa.CheckConstraint("local_hour between 0 and 23", name="local_hour"),
     )
@@ -97,8 +117,9 @@ class ClickEvent(Base):
     __tablename__ = "click_events"
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     send_id: Mapped[int] = mapped_column(sa.ForeignKey("sends.id", ondelete="CASCADE"), index=True)
-    link_id: Mapped[int] = mapped_column(sa.ForeignKey("send_links.id", ondelete="CASCADE"))
-    clicked_at: Mapped[datetime]
+    # indexed so deleting links (cascades, demo resets) does not scan every click per link
+    link_id: Mapped[int] = mapped_column(sa.ForeignKey("send_links.id", ondelete="CASCADE"), index=True)
+    clicked_at: Mapped[datetime] = mapped_column(index=True)   # KPI feed: human clicks since the watermark
     verdict: Mapped[str] = mapped_column(sa.String(16))
     reason: Mapped[str] = mapped_column(sa.String(64))
     ua_family: Mapped[str] = mapped_column(sa.String(64))
@@ -123,7 +144,7 @@ class Conversion(Base):
     amount: Mapped[Decimal | None] = mapped_column(sa.Numeric(16, 2))
     occurred_at: Mapped[datetime] = mapped_column(index=True)
     payload_hash: Mapped[str] = mapped_column(sa.String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)   # KPI feed watermark
 
     __table_args__ = (
         sa.CheckConstraint("kind in ('meeting', 'deal')", name="kind"),

@@ -20,9 +20,12 @@ from emailexp.analysis.verdict import ExperimentAnalysis, compare_to_control
 from emailexp.errors import NotFoundError, ValidationError
 from emailexp.models import Conversion, Experiment, OpenEvent, Segment, Send, Variant
 
-from .sql import utc_hour_key, whole_hours_between
+from .sql import whole_hours_between
 
 OPEN_MODES = ("human", "all")
+# Above this many sends the per-reason breakdown of open events (a join over all of them) is only
+# computed on request.
+QUALITY_REASONS_MAX_SENDS = 200_000
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,8 @@ class DataQuality:
     sends: int
     sends_opened_any: int
     sends_opened_human: int
-    open_events: dict[str, int]          # verdict -> events
-    machine_reasons: dict[str, int]      # reason -> machine events
+    open_events: dict[str, int] | None       # verdict -> events (None: not computed, see below)
+    machine_reasons: dict[str, int] | None   # reason -> machine/unknown events
 
     @property
     def machine_only_share(self) -> float | None:
@@ -106,7 +109,7 @@ def _arm_dict(a: ArmCounts) -> dict:
 
 
 def build_experiment_report(session: Session, experiment_id: int, *, opens: str = "human",
-                            now: datetime | None = None, include_quality: bool = True,
+                            now: datetime | None = None, include_quality: bool | str = True,
                             correction: str = "holm") -> ExperimentReport:
     """Aggregate an experiment in the database and analyse it.
 
@@ -125,14 +128,13 @@ def build_experiment_report(session: Session, experiment_id: int, *, opens: str 
                                .order_by(Variant.id)).all()
     by_id = {v.id: v for v in variants}
     tz = ZoneInfo(experiment.timezone)
-    opened_col = Send.first_human_open_at if opens == "human" else Send.first_open_at
-
-    hour = utc_hour_key(session, Send.sent_at).label("hour")
+    # One pass over the covering index ix_sends_experiment_report, in its order.
     rows = session.execute(
-        sa.select(Send.variant_id, Send.segment_id, hour, sa.func.count().label("sends"),
-                  sa.func.count(opened_col).label("opened"))
+        sa.select(Send.variant_id, Send.segment_id, Send.sent_hour, sa.func.count().label("sends"),
+                  sa.func.count(Send.first_human_open_at).label("human"),
+                  sa.func.count(Send.first_open_at).label("any"))
         .where(Send.experiment_id == experiment_id)
-        .group_by(Send.variant_id, Send.segment_id, hour)
+        .group_by(Send.variant_id, Send.segment_id, Send.sent_hour)
     ).all()
 
     segment_keys = dict(session.execute(sa.select(Segment.id, Segment.key)).all())
@@ -142,16 +144,24 @@ def build_experiment_report(session: Session, experiment_id: int, *, opens: str 
     first_hour = last_hour = None
     recent_sends = 0
     recent_start = now - timedelta(days=7)
-    for variant_id, segment_id, hour_key, n, opened in rows:
+    opened_any = opened_human = total_sends = 0
+    local_day: dict[int, date] = {}
+    for variant_id, segment_id, sent_hour, n, human, any_open in rows:
+        total_sends += n
+        opened_any += any_open
+        opened_human += human
         if variant_id not in by_id:
             continue
-        hour_utc = datetime.strptime(hour_key, "%Y-%m-%d %H").replace(tzinfo=UTC)
+        opened = human if opens == "human" else any_open
+        hour_utc = datetime.fromtimestamp(sent_hour * 3600, UTC)
+        if sent_hour not in local_day:
+            local_day[sent_hour] = hour_utc.astimezone(tz).date()
         totals[variant_id][0] += n
         totals[variant_id][1] += opened
         seg_totals[(segment_id, variant_id)][0] += n
         seg_totals[(segment_id, variant_id)][1] += opened
-        daily_acc[(hour_utc.astimezone(tz).date(), variant_id)][0] += n
-        daily_acc[(hour_utc.astimezone(tz).date(), variant_id)][1] += opened
+        daily_acc[(local_day[sent_hour], variant_id)][0] += n
+        daily_acc[(local_day[sent_hour], variant_id)][1] += opened
         first_hour = hour_utc if first_hour is None or hour_utc < first_hour else first_hour
         last_hour = hour_utc if last_hour is None or hour_utc > last_hour else last_hour
         if hour_utc >= recent_start:
@@ -193,7 +203,10 @@ def build_experiment_report(session: Session, experiment_id: int, *, opens: str 
         notes.append("an experiment needs at least two variants to be analysed")
 
     segments = _segment_breakdown(variants, seg_totals, conv, segment_keys, experiment, correction)
-    quality = _data_quality(session, experiment_id) if include_quality else None
+    quality = None
+    if include_quality:
+        reasons = include_quality == "full" or total_sends <= QUALITY_REASONS_MAX_SENDS
+        quality = _data_quality(session, experiment_id, total_sends, opened_any, opened_human, reasons)
     return ExperimentReport(
         experiment_id=experiment.id, name=experiment.name, status=experiment.status,
         timezone=experiment.timezone, opens=opens, analysis=analysis, arms=arms, daily=daily,
@@ -257,26 +270,28 @@ def _segment_breakdown(variants, seg_totals, conv, segment_keys, experiment, cor
     return tuple(out)
 
 
-def _data_quality(session: Session, experiment_id: int) -> DataQuality:
-    sends, opened_any, opened_human = session.execute(
-        sa.select(sa.func.count(), sa.func.count(Send.first_open_at), sa.func.count(Send.first_human_open_at))
-        .where(Send.experiment_id == experiment_id)
-    ).one()
-    event_rows = session.execute(
-        sa.select(OpenEvent.verdict, OpenEvent.reason, sa.func.count())
-        .join(Send, Send.id == OpenEvent.send_id)
-        .where(Send.experiment_id == experiment_id)
-        .group_by(OpenEvent.verdict, OpenEvent.reason)
-    ).all()
+def _data_quality(session: Session, experiment_id: int, sends: int, opened_any: int, opened_human: int,
+                  with_reasons: bool) -> DataQuality:
+    """Counts from the report's scan; the breakdown of open events by verdict and reason needs a
+    join over every open event of the experiment, so it is skipped for large experiments unless
+    asked for (`include_quality="full"`)."""
     verdicts: dict[str, int] = defaultdict(int)
     reasons: dict[str, int] = defaultdict(int)
-    for verdict, reason, n in event_rows:
-        verdicts[verdict] += n
-        if verdict != "human":
-            reasons[reason] += n
+    if with_reasons:
+        event_rows = session.execute(
+            sa.select(OpenEvent.verdict, OpenEvent.reason, sa.func.count())
+            .join(Send, Send.id == OpenEvent.send_id)
+            .where(Send.experiment_id == experiment_id)
+            .group_by(OpenEvent.verdict, OpenEvent.reason)
+        ).all()
+        for verdict, reason, n in event_rows:
+            verdicts[verdict] += n
+            if verdict != "human":
+                reasons[reason] += n
     return DataQuality(sends=sends, sends_opened_any=opened_any, sends_opened_human=opened_human,
-                       open_events=dict(verdicts), machine_reasons=dict(sorted(reasons.items(),
-                                                                                key=lambda kv: -kv[1])))
+                       open_events=dict(verdicts) if with_reasons else None,
+                       machine_reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
+                       if with_reasons else None)
 
 
 def opens_by_hours_since_send(session: Session, experiment_id: int, *, max_hours: int = 72,

@@ -72,35 +72,45 @@ def parse_insights_query(args, *, timezone: str) -> InsightsQuery:
 
 
 def aggregate_cells(session: Session, query: InsightsQuery, *, timezone: str) -> pd.DataFrame:
-    """Cells of sends by (subject, weekday, hour, segment, campaign) with sends, opens and meetings."""
+    """Cells of sends by (subject, weekday, hour, segment, campaign) with sends, opens and meetings.
+
+    The GROUP BY uses the raw columns only (no joins, no expressions per row): segment keys and
+    campaign labels are attached to the few thousand aggregated rows afterwards. Meetings (sends
+    with at least one attributed meeting) are counted only when the meeting rate is asked for,
+    since that needs a join with the conversions.
+    """
     tz = ZoneInfo(timezone)
-    met = (sa.select(Conversion.send_id).where(Conversion.kind == "meeting", Conversion.send_id.is_not(None))
-           .distinct().subquery("met"))
-    campaign = sa.func.coalesce(
-        sa.case((Send.experiment_id.is_not(None), sa.literal("experiment:") + sa.cast(Send.experiment_id, sa.String)),
-                else_=Send.campaign),
-        NO_CAMPAIGN).label("campaign")
-    segment = sa.func.coalesce(Segment.key, NO_SEGMENT).label("segment")
-    stmt = (
-        sa.select(Send.subject.label("subject"), Send.local_weekday.label("weekday"),
-                  Send.local_hour.label("hour"), segment, campaign,
-                  sa.func.count().label("sends"),
-                  sa.func.count(Send.first_human_open_at).label("opens"),
-                  sa.func.count(met.c.send_id).label("meetings"))
-        .select_from(Send)
-        .outerjoin(Segment, Segment.id == Send.segment_id)
-        .outerjoin(met, met.c.send_id == Send.id)
-        .group_by(Send.subject, Send.local_weekday, Send.local_hour, segment, campaign)
-    )
+    columns = [Send.subject, Send.local_weekday, Send.local_hour, Send.segment_id, Send.experiment_id,
+               Send.campaign]
+    measures = [sa.func.count().label("sends"), sa.func.count(Send.first_human_open_at).label("opens")]
+    stmt = sa.select(*columns, *measures).select_from(Send)
+    if query.metric == "meeting_rate":
+        met = (sa.select(Conversion.send_id)
+               .where(Conversion.kind == "meeting", Conversion.send_id.is_not(None))
+               .distinct().subquery("met"))
+        stmt = stmt.add_columns(sa.func.count(met.c.send_id).label("meetings")).outerjoin(
+            met, met.c.send_id == Send.id)
+    stmt = stmt.group_by(*columns)
     if query.date_from:
         stmt = stmt.where(Send.sent_at >= datetime.combine(query.date_from, time(0), tz))
     if query.date_to:
         stmt = stmt.where(Send.sent_at < datetime.combine(query.date_to + timedelta(days=1), time(0), tz))
     if query.segment:
-        stmt = stmt.where(Segment.key == query.segment)
+        segment_id = session.scalar(sa.select(Segment.id).where(Segment.key == query.segment))
+        stmt = stmt.where(Send.segment_id == (segment_id if segment_id is not None else -1))
     rows = session.execute(stmt).all()
-    return pd.DataFrame(rows, columns=["subject", "weekday", "hour", "segment", "campaign", "sends", "opens",
-                                       "meetings"])
+    names = ["subject", "weekday", "hour", "segment_id", "experiment_id", "campaign", "sends", "opens"]
+    if query.metric == "meeting_rate":
+        names.append("meetings")
+    cells = pd.DataFrame(rows, columns=names)
+    if "meetings" not in cells:
+        cells["meetings"] = 0
+    keys = dict(session.execute(sa.select(Segment.id, Segment.key)).all())
+    cells["segment"] = [keys.get(s, NO_SEGMENT) if s == s and s is not None else NO_SEGMENT
+                        for s in cells["segment_id"]]
+    cells["campaign"] = [f"experiment:{int(e)}" if e == e and e is not None else (c or NO_CAMPAIGN)
+                         for e, c in zip(cells["experiment_id"], cells["campaign"])]
+    return cells[["subject", "weekday", "hour", "segment", "campaign", "sends", "opens", "meetings"]]
 
 
 def build_insights(session: Session, query: InsightsQuery, *, timezone: str,

@@ -5,17 +5,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 
-def utc_hour_key(session: Session, column) -> sa.ColumnElement[str]:
-    """'YYYY-MM-DD HH' of a UTC timestamp column, as text, on SQLite and PostgreSQL.
-
-    Report queries group by UTC hour in the database and map hours to local days in Python
-    (on at most 24 rows per day), because SQLite has no timezone database.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        return sa.func.strftime("%Y-%m-%d %H", column)
-    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24")
-
-
 def whole_hours_between(session: Session, start, end) -> sa.ColumnElement[int]:
     """Whole hours from `start` to `end` (UTC timestamp columns), rounded down for non-negative spans.
 

@@ -1,4 +1,5 @@
-"""`emailexp demo`: load ten weeks of simulated e-mail history with planted effects (docs/demo-data.md)."""
+"""`emailexp demo`: load ten weeks of simulated e-mail history with planted effects (docs/demo-data.md),
+then fill the KPI store from it (built-in definitions, a full refresh, monthly targets), in one transaction."""
 from __future__ import annotations
 
 import time
@@ -36,9 +37,14 @@ def demo_command(seed: int, scale: float, reset: bool, now: datetime | None) -> 
     from emailexp.demo.load import database_has_data, delete_demo_data, load_demo
     from emailexp.errors import EmailexpError
     from emailexp.extensions import db
+    from emailexp.kpi.definitions import ensure_builtin_kpis
+    from emailexp.kpi.demo import seed_demo_targets
+    from emailexp.kpi.refresh import refresh_kpis
 
     started = time.perf_counter()
     session = db.session
+    now = now or datetime.now(UTC)
+    timezone = current_app.config["TIMEZONE"]
     try:
         if database_has_data(session):
             if not reset:
@@ -46,8 +52,15 @@ def demo_command(seed: int, scale: float, reset: bool, now: datetime | None) -> 
                                            "it and load the demo (users and API keys are kept)")
             deleted = delete_demo_data(session)
             click.echo("Deleted " + ", ".join(f"{n:,} {t}" for t, n in deleted.items() if n))
-        summary = load_demo(session, now=now or datetime.now(UTC), seed=seed, scale=scale,
+        summary = load_demo(session, now=now, seed=seed, scale=scale,
                             tracking_secret=current_app.config["SECRET_KEY"])
+        # the KPI store, in the same transaction: a reset must not leave values of the deleted history.
+        # The refresh runs at the real time (its watermark); the targets are for the demo's months.
+        ensure_builtin_kpis(session)
+        kpi_started = time.perf_counter()
+        kpis = refresh_kpis(session, timezone=timezone, full=True)
+        n_targets = seed_demo_targets(session, now, timezone=timezone)
+        kpi_seconds = time.perf_counter() - kpi_started
         session.commit()
     except EmailexpError as exc:
         session.rollback()
@@ -60,6 +73,9 @@ def demo_command(seed: int, scale: float, reset: bool, now: datetime | None) -> 
     click.echo(f"Loaded the demo (seed {seed}, scale {scale:g}) in {elapsed:.1f} s "
                f"(generate {summary.generate_seconds:.1f} s, insert {summary.insert_seconds:.1f} s).")
     click.echo("  " + ", ".join(f"{t} {n:,}" for t, n in summary.counts.items()))
+    click.echo(f"KPI store: full refresh ({kpis.values_written:,} values) and {n_targets:,} monthly targets "
+               f"in {kpi_seconds:.1f} s; see `emailexp kpi progress --date {_local_date(now, timezone)}` and "
+               f"`emailexp kpi review --date {_local_date(now, timezone)}`.")
     click.echo("Experiments (planted truth -> expected verdict):")
     for exp in summary.experiments:
         click.echo(f"  #{exp.id} [{exp.status}] {exp.name}")
@@ -67,6 +83,12 @@ def demo_command(seed: int, scale: float, reset: bool, now: datetime | None) -> 
     _echo_sample_urls(summary)
     click.echo("Next: create an API key with `emailexp create-api-key demo` and a web user with "
                "`emailexp create-user admin --role admin`. The planted effects are listed in docs/demo-data.md.")
+
+
+def _local_date(now: datetime, timezone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return now.astimezone(ZoneInfo(timezone)).date().isoformat()
 
 
 def _echo_sample_urls(summary) -> None:

@@ -56,7 +56,8 @@ def register_extensions(app: Flask) -> None:
         dbsetup.configure_engine(db.engine)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     csrf.init_app(app)
-    from emailexp.i18n import select_locale, select_timezone
+    from emailexp.i18n import compile_translations, select_locale, select_timezone
+    compile_translations(app)
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
 
 

@@ -36,12 +36,13 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
 
 
 def gunicorn_argv(host: str, port: int, workers: int | None) -> list[str]:
-    """The production server settings; benchmarks/pixel.py serves with exactly these."""
+    """The production server command: the settings in `emailexp/gunicorn_conf.py` plus the bind
+    address and the worker count. benchmarks/ and the process-level tests serve with exactly
+    these; the WSGI target is always the last item."""
     workers = workers or (2 * (os.cpu_count() or 1) + 1)
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    return [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers), "--worker-class", "sync",
-            "--backlog", "2048", "--keep-alive", "5", "--access-logfile", "-", "--access-logformat",
-            '%(h)s "%(r)s" %(s)s %(b)s %(L)ss', "wsgi:app"]
+    return [gunicorn, "--config", "python:emailexp.gunicorn_conf", "--bind", f"{host}:{port}",
+            "--workers", str(workers), "wsgi:app"]
 
 
 @click.command("create-api-key")
@@ -65,3 +66,14 @@ def create_api_key_command(name: str) -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(serve_command)
     app.cli.add_command(create_api_key_command)
+    from emailexp.commands.imports import import_group
+    app.cli.add_command(import_group)
+    from emailexp.commands.analysis import analyze_command, insights_command
+    app.cli.add_command(analyze_command)
+    app.cli.add_command(insights_command)
+    from emailexp.commands.users import create_user_command
+    app.cli.add_command(create_user_command)
+    from emailexp.commands.demo import demo_command
+    app.cli.add_command(demo_command)
+    from emailexp.commands.kpi import kpi_group
+    app.cli.add_command(kpi_group)

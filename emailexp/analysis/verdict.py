@@ -473,7 +473,9 @@ def _decide(
             "no_difference", None, reasons,
             f"No recommendable variant beats the control on {label} at the planned sample size"
             + (f" (the remaining differences are within +-{_pct(mde)})" if within else "")
-            + note + ".",
+            + note
+            + (f"; {', '.join(c.variant_key for c in worse)} significantly worse than the control"
+               if worse else "") + ".",
             {a.key: 0 for a in arms},
         )
     if plan is None:

@@ -10,13 +10,16 @@ process-level tests.
 The server runs `emailexp.cli.gunicorn_argv(host, port, workers)` (what `emailexp serve` runs)
 in its own process group with EMAILEXP_ENV=production; `app` swaps the WSGI target (e.g. a
 baseline app). `start_server` returns once the server answers HTTP, and every server still
-running is killed (the whole process group) when the Python process exits.
+running is killed (the whole process group) when the Python process exits; the temporary
+instance directories and log files it made are deleted then too (the log stays readable after
+`stop()` until the process exits).
 """
 from __future__ import annotations
 
 import atexit
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 _running: set[ServerHandle] = set()
+_temporary: list[Path] = []  # made by start_server; removed at exit
 
 
 @dataclass(eq=False)
@@ -119,7 +123,7 @@ def start_server(*, database_url: str, secret_key: str, port: int | None = None,
         "EMAILEXP_DATABASE_URL": database_url,
         "EMAILEXP_SECRET_KEY": secret_key,
         "EMAILEXP_PUBLIC_URL": f"http://{HOST}:{port}",
-        "EMAILEXP_INSTANCE_PATH": tempfile.mkdtemp(prefix="emailexp-instance-"),
+        "EMAILEXP_INSTANCE_PATH": _temp(tempfile.mkdtemp(prefix="emailexp-instance-")),
         "PYTHONUNBUFFERED": "1",
     })
     paths = [str(p) for p in (pythonpath or [])] + [str(ROOT)]
@@ -130,6 +134,7 @@ def start_server(*, database_url: str, secret_key: str, port: int | None = None,
     if log_path is None:
         fd, log_path = tempfile.mkstemp(prefix="emailexp-gunicorn-", suffix=".log")
         os.close(fd)
+        _temp(log_path)
     log_path = Path(log_path)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, cwd=ROOT, env=server_env, stdin=subprocess.DEVNULL, stdout=log,
@@ -162,10 +167,21 @@ def _wait_ready(handle: ServerHandle, path: str, timeout: float) -> None:
     raise TimeoutError(f"gunicorn did not answer within {timeout} s:\n{handle.log()[-4000:]}")
 
 
+def _temp(path: str) -> str:
+    _temporary.append(Path(path))
+    return path
+
+
 @atexit.register
 def _kill_all() -> None:
     for handle in list(_running):
         handle.kill()
+    while _temporary:
+        path = _temporary.pop()
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def install_signal_handlers() -> None:

@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python benchmarks/ingest.py --test-client            # in-process Flask test client
 
-Both runs get a fresh database (a new SQLite file, or a new PostgreSQL schema dropped afterwards)
+Both runs get a fresh database (a new SQLite file in a temporary directory, or a new PostgreSQL
+schema; both are removed afterwards)
 and the same generated rows: --rows sends (default 200,000) to 20,000 leads in 8 segments, 40
 owners, each send with 2 links, in batches of --batch-size (5,000), one transaction per batch.
 
@@ -25,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -61,9 +63,10 @@ class Database:
     """A fresh database: a SQLite file, or a PostgreSQL schema reached through search_path."""
 
     def __init__(self, base_url: str | None, label: str):
-        self.schema = None
+        self.schema = self.directory = None
         if base_url is None:
-            self.url = f"sqlite:///{tempfile.mkdtemp(prefix=f'emailexp-bench-{label}-')}/bench.db"
+            self.directory = tempfile.mkdtemp(prefix=f"emailexp-bench-{label}-")
+            self.url = f"sqlite:///{self.directory}/bench.db"
             self.base = None
             return
         self.base = base_url
@@ -76,6 +79,8 @@ class Database:
         self.url = f"{base_url}{sep}options=-csearch_path%3D{self.schema}"
 
     def drop(self) -> None:
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
         if self.schema:
             admin = sa.create_engine(self.base, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:

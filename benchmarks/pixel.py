@@ -2,16 +2,19 @@
 
 Both are served by gunicorn with the production settings (`emailexp.cli.gunicorn_argv`) on
 127.0.0.1 and driven the same way: `--clients` load-generator processes, each with one request in
-flight on a fresh HTTP/1.1 connection (gunicorn's sync workers close after every response), a
-warm-up, then `--seconds` of measurement, split into `--rounds` that alternate between the two
-servers (so that other load on the machine hits both alike). The pixel requests carry valid open tokens for
+flight on a fresh HTTP/1.1 connection (`Connection: close`: a new connection per open, as from
+distinct mail clients; the default 12 keep more requests in flight than there are worker
+processes, so that no worker idles while a client is busy and PostgreSQL sees concurrent commits
+it can flush together), a warm-up, then `--seconds` of measurement, split into `--rounds` that
+alternate between the two servers (so that other load on the machine hits both alike). The pixel requests carry valid open tokens for
 `--sends` seeded sends, so every one of them is classified and committed before its 200.
 
-    .venv/bin/python benchmarks/pixel.py [--seconds 15] [--workers N] [--clients 6]
+    .venv/bin/python benchmarks/pixel.py [--seconds 15] [--workers N] [--clients 12]
                                         [--database-url postgresql+psycopg://...]
 
-Without --database-url a fresh SQLite file is used; with a PostgreSQL URL a fresh schema is
-created in it and dropped afterwards. The last line printed is one JSON object:
+Without --database-url a fresh SQLite file is used (in a temporary directory, deleted at the
+end); with a PostgreSQL URL a fresh schema is created in it and dropped afterwards. The last line
+printed is one JSON object:
 {"pixel_rps", "baseline_rps", "ratio", "p50_ms", "p99_ms", "responses_200", "opens_recorded", ...}.
 Bar: ratio >= 0.6 and opens_recorded == responses_200.
 """
@@ -22,6 +25,7 @@ import json
 import multiprocessing
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import sys
@@ -66,7 +70,7 @@ def __getattr__(name):  # PEP 562: build the baseline app only when gunicorn ask
 def _client(port: int, paths: list[bytes], warmup: float, seconds: float, start_at: float, out) -> None:
     """One request in flight at a time; reports (200s in total, 200s measured, non-200s, latencies)."""
     requests = [b"GET " + p + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: " + USER_AGENT.encode()
-                + b"\r\nAccept: image/*\r\n\r\n" for p in paths]
+                + b"\r\nAccept: image/*\r\nConnection: close\r\n\r\n" for p in paths]
     while time.time() < start_at:
         time.sleep(0.001)
     measure_from = start_at + warmup
@@ -210,6 +214,13 @@ def count_opens(url: str) -> int:
         engine.dispose()
 
 
+def _server_settings() -> str:
+    from emailexp import gunicorn_conf
+
+    threads = getattr(gunicorn_conf, "threads", 1)
+    return f"{gunicorn_conf.worker_class}" + (f" x{threads} threads" if threads > 1 else "")
+
+
 # --- main -------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> dict:
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before measuring")
     parser.add_argument("--rounds", type=int, default=3, help="alternating pixel/baseline rounds")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: 2 x cores + 1)")
-    parser.add_argument("--clients", type=int, default=6, help="load-generator processes")
+    parser.add_argument("--clients", type=int, default=12, help="load-generator processes")
     parser.add_argument("--sends", type=int, default=10_000, help="sends to seed")
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: a fresh SQLite file)")
     args = parser.parse_args(argv)
@@ -266,6 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"rounds {[round(x['rps']) for x in rounds['baseline']]}", flush=True)
     finally:
         drop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file and the server logs
 
     result = {
         "pixel_rps": round(pixel["rps"], 1),
@@ -278,7 +290,8 @@ def main(argv: list[str] | None = None) -> dict:
         "pixel_failures": pixel["failures"],
         "baseline_p50_ms": round(baseline["p50_ms"], 3),
         "database": backend,
-        "workers": args.workers,
+        "workers": args.workers or 2 * (os.cpu_count() or 1) + 1,
+        "server": _server_settings(),
         "clients": args.clients,
         "seconds": args.seconds,
     }

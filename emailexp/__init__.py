@@ -69,6 +69,9 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(api_bp)
     csrf.exempt(tracking_bp)
     app.register_blueprint(tracking_bp)
+    from emailexp.tracking.routes import PixelFastPath
+
+    app.wsgi_app = PixelFastPath(app, app.wsgi_app)
     app.register_blueprint(api_bp)
     try:
         from emailexp.web import bp as web_bp

@@ -22,7 +22,7 @@ from emailexp.errors import ConflictError, ValidationError
 from emailexp.ingestion import _rows as v
 from emailexp.ingestion.html import extract_links, instrument_html
 from emailexp.models import Experiment, ExperimentStatus, Owner, Recipient, Segment, Send, SendLink
-from emailexp.tracking.tokens import click_url, pixel_url
+from emailexp.tracking.tokens import send_urls
 
 MAX_LINKS = 50
 MAX_URL_LENGTH = 2048
@@ -336,10 +336,9 @@ def send_answers(stored: StoredSends, *, public_url: str, tracking_key: bytes) -
     items = []
     for row in stored.rows:
         send_pk, sent_at, urls = stored.sends[row.send_id]
-        links = [{"url": url, "tracked_url": click_url(public_url, tracking_key, send_pk, sent_at, position)}
-                 for position, url in enumerate(urls)]
-        item = {"send_id": row.send_id, "pixel_url": pixel_url(public_url, tracking_key, send_pk, sent_at),
-                "links": links}
+        pixel, tracked = send_urls(public_url, tracking_key, send_pk, sent_at, len(urls))
+        links = [{"url": url, "tracked_url": tracked_url} for url, tracked_url in zip(urls, tracked)]
+        item = {"send_id": row.send_id, "pixel_url": pixel, "links": links}
         if row.html is not None:
             item["html"] = instrument_html(row.html, item["pixel_url"], {x["url"]: x["tracked_url"] for x in links})
         items.append(item)

@@ -103,9 +103,17 @@ def record_open(conn: Connection, *, send_pk: int, opened_at: datetime, classifi
     """Append an open event and move the send's first-open columns. Returns False, having
     written nothing, when no send has this primary key; the caller must then roll back its
     transaction (PostgreSQL has aborted it)."""
-    dialect = conn.dialect
+    return record_open_dbapi(conn.connection.dbapi_connection, conn.dialect, send_pk=send_pk, opened_at=opened_at,
+                             classification=classification, ip_hash=ip_hash)
+
+
+def record_open_dbapi(dbapi_connection, dialect, *, send_pk: int, opened_at: datetime,
+                      classification: Classification, ip_hash: str | None) -> bool:
+    """`record_open` on a DBAPI connection inside a transaction the caller began (and commits, or
+    rolls back when this returns False): the pixel endpoint's path, with no SQLAlchemy
+    `Connection` in between."""
     human = classification.verdict == HUMAN
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = dbapi_connection.cursor()
     try:
         try:
             _prepare(_INSERT_OPEN, dialect).run(cursor, {

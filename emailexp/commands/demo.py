@@ -1,4 +1,4 @@
-"""`emailexp demo`: load ten weeks of simulated e-mail history with planted effects (docs/demo-data.md),
+"""`emailexp demo`: load thirteen weeks of simulated e-mail history with planted effects (docs/demo-data.md),
 then fill the KPI store from it (built-in definitions, a full refresh, monthly targets), in one transaction."""
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _parse_now(_ctx, _param, value: str | None) -> datetime | None:
 @click.command("demo")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed; the documented effects use 7.")
 @click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.01, 10.0),
-              help="Multiplies recipients and sends (1.0 = about 120,000 sends).")
+              help="Multiplies recipients and sends (1.0 = about 137,000 sends).")
 @click.option("--reset/--no-reset", default=False, show_default=True,
               help="Delete the existing experiments, sends, events, conversions, recipients, owners, teams and "
                    "segments first (users and API keys are kept). Without it a non-empty database is refused.")

@@ -1,4 +1,4 @@
-"""Generate the demo history: a Japanese B2B inside-sales team, ten weeks of e-mail, planted effects.
+"""Generate the demo history: a Japanese B2B inside-sales team, 13 weeks of e-mail, planted effects.
 
 Pure: numpy with a fixed seed in, column arrays out; no database, no Flask. ``load.py`` writes the
 arrays. Every planted effect is a named constant below and is documented in ``docs/demo-data.md``;
@@ -13,7 +13,7 @@ The human-open model (per send, before detection)::
     logit p = BASE_LOGIT + SEGMENT_LOGIT[segment] + WEEKDAY_LOGIT[local weekday]
               + HOUR_BAND_LOGIT[band] + SEGMENT_HOUR_LOGIT[segment, band]
               + campaign effect + subject-feature effects          (campaign sends only)
-              + owner trend                                          (the drifting owner only)
+              + owner trend                        (every send of the drifting owner)
     p_human = min(0.95, sigmoid(logit) * variant open multiplier)  (experiment sends)
 
 A human open is *observed* (an open event with verdict human) with probability 1, except for
@@ -37,7 +37,10 @@ UTC_OFFSET_S = 9 * 3600
 DAY_S = 86_400
 HOUR_S = 3_600
 NO_TIME = -1
-HISTORY_DAYS = 70
+HISTORY_WEEKS = 13
+#: 13 weeks, so that the KPI review's 8 weeks whose meetings have had the attribution window to arrive
+#: (ending 15-21 days before `now`) lie inside the history for every `now`.
+HISTORY_DAYS = 7 * HISTORY_WEEKS
 ATTRIBUTION_WINDOW_DAYS = 14
 
 # --------------------------------------------------------------------------- directory
@@ -90,7 +93,8 @@ SEGMENT_HOUR_LOGIT = {  # interaction: enterprise reads mail first thing, smb at
 }
 SUBJECT_FEATURE_LOGIT = {"has_question": 0.20, "has_number": 0.10, "has_brackets": -0.05,
                          "long": -0.20}
-DRIFT_OPEN_LOGIT_PER_WEEK = 0.08
+#: The drifting owner's open logit rises by this much per week of the history (all his sends).
+DRIFT_OPEN_LOGIT_PER_WEEK = 0.07
 MPP_HUMAN_DETECTION = 0.75
 #: P(a true human open is followed by another human open), repeated geometrically.
 REPEAT_OPEN_P = 0.4
@@ -102,7 +106,8 @@ MEETING_GIVEN_NO_OPEN = 0.002
 SEGMENT_MEETING_MULT = {"enterprise": 1.3, "mid_market": 1.0, "smb": 0.8, "public_sector": 0.7}
 TEAM_MEETING_MULT = (1.0, 1.7, 0.9)     # 大阪: many meetings ...
 TEAM_DEAL_RATE = (0.30, 0.08, 0.35)     # ... that rarely close
-DRIFT_MEETING_MULT = (1.2, 0.4)         # drifting owner's meeting multiplier, first week -> last week
+#: The drifting owner's P(meeting | open) multiplier, linear from the start of the history to `now`.
+DRIFT_MEETING_MULT = (1.6, 0.1)
 DEAL_AMOUNT_MEDIAN_YEN = 1_500_000
 DEAL_AMOUNT_SIGMA = 0.5
 UNATTRIBUTED_MEETINGS = 150
@@ -222,20 +227,20 @@ class CampaignSpec:
 
 
 CAMPAIGNS: tuple[CampaignSpec, ...] = (
-    CampaignSpec("導入事例ニュースレター", ("【導入事例】製造業A社が商談数を2倍にした方法",), 8_000, 0.35, 1, 8),
-    CampaignSpec("ウェビナー案内", ("オンラインセミナーのご案内（参加無料）",), 6_000, -0.05, 3, 15),
-    CampaignSpec("月末キャンペーン", ("【期間限定】今月末までの特別プランのご案内",), 6_000, -0.30, 4, 17),
+    CampaignSpec("導入事例ニュースレター", ("【導入事例】製造業A社が商談数を2倍にした方法",), 10_000, 0.35, 1, 8),
+    CampaignSpec("ウェビナー案内", ("オンラインセミナーのご案内（参加無料）",), 8_000, -0.05, 3, 15),
+    CampaignSpec("月末キャンペーン", ("【期間限定】今月末までの特別プランのご案内",), 8_000, -0.30, 4, 17),
     CampaignSpec("フォローアップ", (
         "先日のお打ち合わせのお礼",
         "ご検討状況はいかがでしょうか？",
         "資料送付のご連絡（営業支援ツール）",
         "導入企業の平均で商談数が1.8倍になりました",
         "お忙しいところ恐縮ですが、来週15分ほどオンラインでお時間を頂戴できないでしょうか",
-    ), 12_000, 0.10, by_owner=True),
+    ), 16_000, 0.10, by_owner=True),
     CampaignSpec("フォローアップ（山本）", (
         "ご検討状況はいかがでしょうか？",
         "【重要】ご確認をお願いいたします",
-    ), 4_000, 0.10, by_owner=True),
+    ), 8_000, 0.10, by_owner=True),
 )
 
 
@@ -270,7 +275,7 @@ def generate(now: datetime, *, seed: int = 7, scale: float = 1.0, hash_key: byte
     """Build every demo row for a history of ``HISTORY_DAYS`` ending at ``now`` (aware datetime).
 
     ``scale`` multiplies the number of recipients, sends and unattributed conversions (1.0 gives
-    about 120,000 sends); ``hash_key`` keys the ip_hash values. Same inputs, same rows.
+    about 137,000 sends); ``hash_key`` keys the ip_hash values. Same inputs, same rows.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -391,8 +396,8 @@ def generate(now: datetime, *, seed: int = 7, scale: float = 1.0, hash_key: byte
         subjects = np.array(c.subjects, dtype=object)
         if c.name.endswith("（山本）"):
             # the drifting owner moves to 【重要】 subjects week by week
-            week = np.clip((sent - (now_s - HISTORY_DAYS * DAY_S)) / (7 * DAY_S), 0, 9.99)
-            subj_idx = (rng.random(n) < week / 10).astype(int)
+            week = np.clip((sent - (now_s - HISTORY_DAYS * DAY_S)) / (7 * DAY_S), 0, HISTORY_WEEKS)
+            subj_idx = (rng.random(n) < week / HISTORY_WEEKS).astype(int)
         else:
             subj_idx = rng.integers(0, len(subjects), n)
         feature = np.array([_feature_logit(s) for s in subjects])
@@ -421,9 +426,10 @@ def generate(now: datetime, *, seed: int = 7, scale: float = 1.0, hash_key: byte
     weekday = ((local // DAY_S) + 3) % 7
     hour = (local % DAY_S) // HOUR_S
     band = hour_bands(hour)
-    is_exp = np.array([e is not None for e in cols["experiment_id"]])
-    week_no = np.clip((sent - (now_s - HISTORY_DAYS * DAY_S)) / (7 * DAY_S), 0, 10)
-    drifting = (owner == drift_owner) & ~is_exp
+    week_no = np.clip((sent - (now_s - HISTORY_DAYS * DAY_S)) / (7 * DAY_S), 0, HISTORY_WEEKS)
+    # all of the drifting owner's sends, experiment arms included (equally in every arm): the KPI store
+    # counts every send of an owner, so a drift on part of them would be diluted by the rest
+    drifting = owner == drift_owner
 
     # ---------------------------------------------------------------- human opens (truth)
     seg_keys = np.array(SEGMENT_KEYS, dtype=object)[seg]
@@ -550,7 +556,7 @@ def generate(now: datetime, *, seed: int = 7, scale: float = 1.0, hash_key: byte
     np.minimum.at(first_click, c_send, c_t)
 
     # ---------------------------------------------------------------- meetings and deals
-    drift_meet = np.interp(week_no, [0, 10], DRIFT_MEETING_MULT)
+    drift_meet = np.interp(week_no, [0, HISTORY_WEEKS], DRIFT_MEETING_MULT)
     p_meet = np.where(true_open, MEETING_GIVEN_OPEN, MEETING_GIVEN_NO_OPEN)
     p_meet = p_meet * np.array([SEGMENT_MEETING_MULT[k] for k in SEGMENT_KEYS])[seg] \
         * np.array(TEAM_MEETING_MULT)[team] * cols["meeting_mult"] * np.where(drifting, drift_meet, 1.0)

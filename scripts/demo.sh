@@ -18,6 +18,7 @@ if [ -z "${EMAILEXP_SECRET_KEY:-}" ]; then
     export EMAILEXP_SECRET_KEY="$(cat instance/secret_key)"
 fi
 export EMAILEXP_INSECURE_COOKIES="${EMAILEXP_INSECURE_COOKIES:-1}"   # plain http on localhost
+export EMAILEXP_PUBLIC_URL="${EMAILEXP_PUBLIC_URL:-http://${HOST:-127.0.0.1}:${PORT:-8000}}"  # tracking URLs
 
 .venv/bin/emailexp db upgrade
 .venv/bin/emailexp demo --reset

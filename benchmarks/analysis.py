@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,22 +141,13 @@ def timed(fn, repeat=3):
     return best, result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sends", type=int, default=1_000_000)
-    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    parser.add_argument("--skip-row-level", action="store_true")
-    args = parser.parse_args()
-
-    tmp = tempfile.mkdtemp(prefix="emailexp-bench-")
-    url = args.database_url or f"sqlite:///{tmp}/bench.db"
+def run(url: str, args) -> dict:
     from emailexp import create_app
     from emailexp.extensions import db
     from emailexp.ingestion.apikeys import create_api_key
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": False})
     with app.app_context():
-        db.drop_all()
         db.create_all()
         t0 = time.perf_counter()
         fill(db.session, args.sends)
@@ -189,6 +179,23 @@ def main() -> None:
         print(f"row-level Logit: {row_s:.2f} s, max |coef difference| = {max_diff:.2e}", flush=True)
         result.update({"row_level_logit_seconds": round(row_s, 3), "speedup": round(row_s / insights_s, 1),
                        "max_coef_difference": max_diff})
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sends", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument("--skip-row-level", action="store_true")
+    args = parser.parse_args()
+
+    from _db import scratch_database
+
+    with scratch_database(args.database_url, "bench_analysis") as url:
+        result = run(url, args)
     print(json.dumps(result))
 
 

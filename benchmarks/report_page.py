@@ -15,7 +15,6 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +30,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    parser.add_argument("--reuse", action="store_true", help="the database is already filled: do not refill it")
     args = parser.parse_args()
 
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='emailexp-bench-')}/bench.db"
+    from _db import scratch_database
+
+    with scratch_database(args.database_url, "bench_report") as url:
+        run(url, args)
+
+
+def run(url: str, args) -> None:
     from emailexp import create_app
     from emailexp.extensions import db
     from emailexp.ingestion.users import create_user
@@ -42,15 +46,12 @@ def main() -> None:
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": False, "WTF_CSRF_ENABLED": True})
     with app.app_context():
-        fill_s = 0.0
-        if not args.reuse:
-            db.drop_all()
-            db.create_all()
-            t0 = time.perf_counter()
-            fill(db.session, args.sends)
-            fill_s = time.perf_counter() - t0
-            create_user(db.session, "bench", PASSWORD, "viewer")
-            db.session.commit()
+        db.create_all()
+        t0 = time.perf_counter()
+        fill(db.session, args.sends)
+        fill_s = time.perf_counter() - t0
+        create_user(db.session, "bench", PASSWORD, "viewer")
+        db.session.commit()
     print(f"filled {args.sends:,} sends in {fill_s:.1f} s ({url.split(':')[0]})", flush=True)
 
     client = app.test_client()
@@ -89,6 +90,9 @@ def main() -> None:
                       "report_csv_seconds": round(csv_s, 4), "report_service_seconds": round(report_s, 4),
                       "report_service_no_quality_seconds": round(quality_off_s, 4),
                       "hours_histogram_seconds": round(hours_s, 4), "under_1_5_s": page_s < 1.5}))
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 if __name__ == "__main__":

@@ -98,6 +98,11 @@ def aggregate_cells(session: Session, query: InsightsQuery, *, timezone: str) ->
     if query.segment:
         segment_id = session.scalar(sa.select(Segment.id).where(Segment.key == query.segment))
         stmt = stmt.where(Send.segment_id == (segment_id if segment_id is not None else -1))
+    if session.get_bind().dialect.name == "postgresql":
+        # The planner expects far more groups than the few thousand cells there are and, within the
+        # default 4 MB work_mem, sorts a million rows on disk instead of hashing them in memory
+        # (0.95 s vs 0.3 s for 1M sends here). Only for this transaction.
+        session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
     rows = session.execute(stmt).all()
     names = ["subject", "weekday", "hour", "segment_id", "experiment_id", "campaign", "sends", "opens"]
     if query.metric == "meeting_rate":

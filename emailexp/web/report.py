@@ -264,7 +264,7 @@ def experiment_detail(experiment_id: int):
         experiment=experiment, report=report, analysis=analysis, opens=opens, correction=correction,
         problems=problems, rows=variant_rows(experiment, report), charts=build_charts(experiment, report, histogram),
         verdict=verdict,
-        verdict_text=verdict_sentence(verdict, analysis) if verdict else _("No sends recorded for this experiment "
+        verdict_text=verdict_sentence(verdict, analysis, stopped=report.status == "stopped") if verdict else _("No sends recorded for this experiment "
                                                                            "yet."),
         verdict_label=verdict_headline(verdict.kind, verdict.winner_key, analysis.control_key) if verdict
         else _("No data yet"),
@@ -300,7 +300,7 @@ def experiment_verdict(experiment_id: int):
                         "text": _("No sends recorded for this experiment yet.")})
     v = report.analysis.verdict
     return jsonify({"kind": v.kind, "label": verdict_headline(v.kind, v.winner_key, report.analysis.control_key),
-                    "text": verdict_sentence(v, report.analysis)})
+                    "text": verdict_sentence(v, report.analysis, stopped=report.status == "stopped")})
 
 
 def safe_cell(value) -> object:

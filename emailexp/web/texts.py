@@ -152,7 +152,7 @@ def verdict_headline(kind: str, winner_key: str | None, control_key: str | None 
             "insufficient_data": _("Not enough data")}.get(kind, kind)
 
 
-def verdict_sentence(verdict, analysis=None) -> str:
+def verdict_sentence(verdict, analysis=None, *, stopped: bool = False) -> str:
     """One translated sentence from ``verdict.kind``, ``verdict.reasons`` and ``verdict.details``.
 
     ``verdict`` is an ``emailexp.analysis.verdict.Verdict`` (or its dict); ``analysis`` (the
@@ -222,6 +222,14 @@ def verdict_sentence(verdict, analysis=None) -> str:
             more += _(" (about %(days)s days at the current volume).", days=num(max(1, math.ceil(days))))
         else:
             more += _(".")
+    if kind == "keep_testing" and stopped:
+        # "keep testing" is advice for a running experiment; a stopped one simply ended inconclusive.
+        needed = ""
+        if extra and any(v > 0 for v in extra.values()):
+            needed = " " + _("About %(n)s more sends per variant would have been needed.",
+                             n=num(max(extra.values())))
+        return _("Inconclusive: the experiment was stopped before a reliable difference in %(metric)s showed.",
+                 metric=metric) + guard_note + needed
     if kind == "keep_testing":
         seq = _keys(reasons, "sequential_not_crossed")
         if seq:

@@ -360,3 +360,18 @@ def test_machine_open_reasons_on_request_for_large_experiments(as_viewer, app, m
     assert f'href="/experiments/{eid}?reasons=1"' in html
     html = as_viewer.get(f"/experiments/{eid}?reasons=1").get_data(as_text=True)
     assert "Apple Mail Privacy Protection prefetch: 20" in text_of(html)
+
+
+def test_stopped_inconclusive_experiment_is_not_told_to_keep_testing(app):
+    from emailexp.web.texts import verdict_sentence
+
+    verdict = {"kind": "keep_testing", "winner_key": None, "reasons": ["planned_sample_not_reached"],
+               "details": {"metric": "open_rate"}, "additional_sends_needed": {"A": 1200, "B": 1500}}
+    with app.test_request_context("/?lang=en"):
+        running = verdict_sentence(verdict)
+        stopped = verdict_sentence(verdict, stopped=True)
+    assert "keep testing" in running
+    assert "keep testing" not in stopped and stopped.startswith("Inconclusive")
+    assert "1,500" in stopped
+    with app.test_request_context("/?lang=ja"):
+        assert verdict_sentence(verdict, stopped=True).startswith("結論なし")

@@ -26,12 +26,9 @@ import http.client
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -41,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
+from _db import scratch_database  # noqa: E402
 
 SECRET = "benchmark-secret-" + "x" * 32
 TZ = ZoneInfo("Asia/Tokyo")
@@ -57,35 +55,6 @@ def generate(n: int) -> list[dict]:
                      "campaign": "bench-2026-12", "sent_at": sent_at.isoformat(),
                      "links": [f"https://example.com/p/{i % 100}", "https://example.com/pricing"]})
     return rows
-
-
-class Database:
-    """A fresh database: a SQLite file, or a PostgreSQL schema reached through search_path."""
-
-    def __init__(self, base_url: str | None, label: str):
-        self.schema = self.directory = None
-        if base_url is None:
-            self.directory = tempfile.mkdtemp(prefix=f"emailexp-bench-{label}-")
-            self.url = f"sqlite:///{self.directory}/bench.db"
-            self.base = None
-            return
-        self.base = base_url
-        self.schema = f"bench_{label}_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
-        admin.dispose()
-        sep = "&" if "?" in base_url else "?"
-        self.url = f"{base_url}{sep}options=-csearch_path%3D{self.schema}"
-
-    def drop(self) -> None:
-        if self.directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-        if self.schema:
-            admin = sa.create_engine(self.base, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-            admin.dispose()
 
 
 def prepare(url: str) -> str:
@@ -231,14 +200,11 @@ def main() -> None:
     os.environ.setdefault("EMAILEXP_SECRET_KEY", SECRET)
 
     rows = generate(args.rows)
-    api_db, core_db = Database(args.database_url, "api"), Database(args.database_url, "core")
-    try:
-        api_s = run_api(api_db.url, rows, args.batch_size, test_client=args.test_client, workers=args.workers,
+    with scratch_database(args.database_url, "bench_api") as api_url, \
+            scratch_database(args.database_url, "bench_core") as core_url:
+        api_s = run_api(api_url, rows, args.batch_size, test_client=args.test_client, workers=args.workers,
                         clients=args.clients)
-        core_s = run_core(core_db.url, rows, args.batch_size)
-    finally:
-        api_db.drop()
-        core_db.drop()
+        core_s = run_core(core_url, rows, args.batch_size)
     backend = "postgresql" if args.database_url else "sqlite"
     api_rate, core_rate = args.rows / api_s, args.rows / core_s
     print(f"{backend}: {args.rows} sends in batches of {args.batch_size}")

@@ -22,14 +22,14 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sqlalchemy as sa  # noqa: E402
+from _db import scratch_database  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from emailexp.db import configure_engine, engine_options  # noqa: E402
@@ -115,17 +115,11 @@ def main() -> None:
     # a plain `kill` must still drop the schema and the temp dir (the `finally` below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    tmp = tempfile.TemporaryDirectory()
-    schema = None
-    if args.database_url:
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(args.database_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in args.database_url else "?"
-        url = f"{args.database_url}{sep}options=-csearch_path%3D{schema}"
-    else:
-        url = f"sqlite:///{os.path.join(tmp.name, 'bench.db')}"
+    with scratch_database(args.database_url, "bench_kpi") as url:
+        run(url, args)
+
+
+def run(url: str, args) -> None:
     engine = sa.create_engine(url, **engine_options(url))
     configure_engine(engine)
     try:
@@ -164,11 +158,6 @@ def main() -> None:
                           "cpus": os.cpu_count()}))
     finally:
         engine.dispose()
-        if schema:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            admin.dispose()
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from emailexp.errors import ConflictError, ValidationError
 from emailexp.ingestion import _rows as v
+from emailexp.ingestion.experiments import SEGMENT_KEY_RE
 from emailexp.ingestion.html import extract_links, instrument_html
 from emailexp.models import Experiment, ExperimentStatus, Owner, Recipient, Segment, Send, SendLink
 from emailexp.tracking.tokens import send_urls
@@ -27,7 +28,6 @@ from emailexp.tracking.tokens import send_urls
 MAX_LINKS = 50
 MAX_URL_LENGTH = 2048
 MAX_HTML_LENGTH = 1_000_000
-SEGMENT_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 # Whitespace, controls and characters that break out of an HTML attribute never belong in a link.
 _URL_BAD_CHARS = re.compile(r"[\x00-\x20\x7f<>\"\\]")
 SEND_FIELDS = frozenset({"send_id", "recipient_id", "segment", "owner_id", "experiment_id", "variant", "subject",
@@ -66,7 +66,7 @@ class PreparedSend:
 def _segment_key(value) -> str | None:
     if value is None:
         return None
-    if type(value) is not str or not 1 <= len(value) <= 120 or not SEGMENT_KEY_CHARS.issuperset(value):
+    if type(value) is not str or not SEGMENT_KEY_RE.fullmatch(value):
         raise v.Bad("a segment key is 1 to 120 characters of letters, digits, '_', '.' or '-'")
     return value
 

@@ -23,7 +23,8 @@ def test_bad_timezone_is_refused(database):
 
 
 def test_api_requires_bearer_key(client):
-    resp = client.get("/api/v1/experiments")
-    assert resp.status_code in (401, 404)
-    assert resp.is_json
-    assert resp.get_json()["field"] in ("Authorization", None)
+    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer eex_not-a-key"}):
+        resp = client.get("/api/v1/experiments", headers=headers)
+        assert resp.status_code == 401, headers
+        assert resp.is_json and resp.get_json()["field"] == "Authorization"
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")

@@ -376,7 +376,6 @@ def _decide(
         reasons.append("cannot_plan_sample_size")
     planned_reached = plan is not None and all(a.sends >= plan.sends_per_arm for a in arms)
     seq_by_key = {s.variant_key: s for s in sequential}
-    by_key = {c.variant_key: c for c in comparisons}
 
     def gate(key: str) -> bool:
         if seq_by_key:

@@ -317,7 +317,6 @@ def generate(now: datetime, *, seed: int = 7, scale: float = 1.0, hash_key: byte
 
     # ---------------------------------------------------------------- schedules
     days = np.arange(today - HISTORY_DAYS, today + 1)
-    weekday_of = (days + 3) % 7  # 1970-01-01 was a Thursday
 
     def pick_days(first_ago: int, last_ago: int, n: int, weekday: int | None) -> np.ndarray:
         pool = days[(days >= today - first_ago) & (days <= today - last_ago)]

@@ -108,7 +108,7 @@ def check_number(value, field: str, lo: float, hi: float, *, lo_open: bool, hi_o
     try:
         value = float(value)
     except OverflowError:
-        raise ValidationError(f"is too large; give a number in the allowed range", field=field, index=index) from None
+        raise ValidationError("is too large; give a number in the allowed range", field=field, index=index) from None
     too_low = value <= lo if lo_open else value < lo
     too_high = value >= hi if hi_open else value > hi
     if too_low or too_high or value != value:

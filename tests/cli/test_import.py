@@ -69,7 +69,7 @@ def test_e_mail_address_bad_url_and_header_errors(runner, app, tmp_path):
     assert result.exit_code == 1 and result.stderr.startswith(f"{tmp_path / 'a.csv'}:3: recipient_id: ")
     text = SENDS_HEADER + "s-1,lead-1,,,,,Hi,,2026-12-01T09:30:00+09:00,javascript:alert(1)\n"
     result = runner.invoke(args=["import", "sends", str(write(tmp_path, "b.csv", text))])
-    assert result.exit_code == 1 and f"b.csv:2: links[0]: " in result.stderr
+    assert result.exit_code == 1 and "b.csv:2: links[0]: " in result.stderr
     result = runner.invoke(args=["import", "sends", str(write(tmp_path, "c.csv", "send_id,recipient,sent_at\n"))])
     assert result.exit_code == 1 and result.stderr.strip() == (
         f"{tmp_path / 'c.csv'}:1: recipient: unknown column; the columns are " + SENDS_HEADER.strip())

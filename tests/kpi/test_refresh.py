@@ -139,7 +139,7 @@ def test_late_open_and_meeting_move_exactly_the_right_periods(session, world):
     old = world.send(jst(2026, 1, 14, 10), "rep-1")            # Wed of ISO week 2026-01-12
     world.send(jst(2026, 1, 15, 10), "rep-2")
     world.send(jst(2026, 3, 3, 10), "rep-2", opened=True)
-    other = world.send(jst(2026, 5, 20, 10), "rep-2")
+    world.send(jst(2026, 5, 20, 10), "rep-2")
     refresh_kpis(session, timezone=TZ)
     session.commit()
     before = snapshot(session, with_time=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest

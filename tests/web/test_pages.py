@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

@@ -313,3 +313,16 @@ def opens_by_hours_since_send(session: Session, experiment_id: int, *, max_hours
     for key, b, n in rows:
         out[key][int(b)] += n
     return dict(out)
+
+
+def user_agent_families(session: Session, experiment_id: int, limit: int = 8) -> list[tuple[str, str, int]]:
+    """(ua_family, verdict, open events) of the experiment's opens, most frequent first (GROUP BY)."""
+    rows = session.execute(
+        sa.select(OpenEvent.ua_family, OpenEvent.verdict, sa.func.count().label("n"))
+        .join(Send, Send.id == OpenEvent.send_id)
+        .where(Send.experiment_id == experiment_id)
+        .group_by(OpenEvent.ua_family, OpenEvent.verdict)
+        .order_by(sa.desc("n"))
+        .limit(limit)
+    ).all()
+    return [(ua or "", verdict, n) for ua, verdict, n in rows]

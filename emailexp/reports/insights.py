@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 
 from emailexp.analysis.regression import ConditionModel, InsufficientDataError, fit_condition_model
 from emailexp.errors import ValidationError
-from emailexp.models import Conversion, Segment, Send
+from emailexp.models import Segment, Send
+
+from .sql import meeting_sends
 
 METRICS = {"open_rate": "opens", "meeting_rate": "meetings"}
 NO_SEGMENT = "(none)"
@@ -85,9 +87,7 @@ def aggregate_cells(session: Session, query: InsightsQuery, *, timezone: str) ->
     measures = [sa.func.count().label("sends"), sa.func.count(Send.first_human_open_at).label("opens")]
     stmt = sa.select(*columns, *measures).select_from(Send)
     if query.metric == "meeting_rate":
-        met = (sa.select(Conversion.send_id)
-               .where(Conversion.kind == "meeting", Conversion.send_id.is_not(None))
-               .distinct().subquery("met"))
+        met = meeting_sends()
         stmt = stmt.add_columns(sa.func.count(met.c.send_id).label("meetings")).outerjoin(
             met, met.c.send_id == Send.id)
     stmt = stmt.group_by(*columns)

@@ -14,3 +14,12 @@ def whole_hours_between(session: Session, start, end) -> sa.ColumnElement[int]:
     if session.get_bind().dialect.name == "sqlite":
         return sa.cast((sa.func.julianday(end) - sa.func.julianday(start)) * 24.0 + 1e-6, sa.Integer)
     return sa.cast(sa.func.floor(sa.extract("epoch", end - start) / 3600.0), sa.Integer)
+
+
+def meeting_sends():
+    """Subquery of the ids of sends with at least one attributed meeting (one row per send)."""
+    from emailexp.models import Conversion
+
+    return (sa.select(Conversion.send_id)
+            .where(Conversion.kind == "meeting", Conversion.send_id.is_not(None))
+            .distinct().subquery("met"))

@@ -7,7 +7,7 @@ drill-down list of sends is one GROUP BY over the owner's sends in the period.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -21,7 +21,8 @@ from emailexp.kpi.periods import period_end, period_start
 from emailexp.kpi.progress import kpi_progress
 from emailexp.kpi.review import review_flags
 from emailexp.kpi.store import list_targets, list_values
-from emailexp.models import Conversion, Experiment, Owner, Send, Team
+from emailexp.models import Owner, Team
+from emailexp.reports.drilldown import owner_sends_breakdown
 from emailexp.web import bp, charts
 from emailexp.web.auth import login_required
 from emailexp.web.texts import money, num, pct
@@ -72,28 +73,6 @@ def _parse(args) -> tuple[str, date, dict[str, str]]:
 
 def _name(progress) -> str:
     return progress.name_ja if get_locale() and get_locale().language == "ja" else progress.name_en
-
-
-def behind_the_numbers(owner: Owner, start: date, end: date, timezone: str) -> list[dict]:
-    """The owner's sends in [start, end] (local dates) by experiment and campaign: sends, human opens,
-    sends with a meeting (GROUP BY in the database)."""
-    tz = ZoneInfo(timezone)
-    lo = datetime.combine(start, time(0), tz)
-    hi = datetime.combine(end + timedelta(days=1), time(0), tz)
-    met = (sa.select(Conversion.send_id).where(Conversion.kind == "meeting", Conversion.send_id.is_not(None))
-           .distinct().subquery("met"))
-    rows = db.session.execute(
-        sa.select(Send.experiment_id, Experiment.name, Send.campaign, sa.func.count().label("sends"),
-                  sa.func.count(Send.first_human_open_at).label("opens"), sa.func.count(met.c.send_id).label("met"))
-        .select_from(Send)
-        .outerjoin(Experiment, Experiment.id == Send.experiment_id)
-        .outerjoin(met, met.c.send_id == Send.id)
-        .where(Send.owner_id == owner.id, Send.sent_at >= lo, Send.sent_at < hi)
-        .group_by(Send.experiment_id, Experiment.name, Send.campaign)
-        .order_by(sa.desc("sends"))
-    ).all()
-    return [{"experiment_id": e, "experiment": n, "campaign": c, "sends": s, "opens": o, "meetings": m,
-             "open_rate": o / s if s else None, "meeting_rate": m / s if s else None} for e, n, c, s, o, m in rows]
 
 
 def trend_charts(scope: str, scope_label: str, period: str, as_of: date) -> list:
@@ -180,7 +159,7 @@ def kpis():
     start = period_start(as_of, period)
     end = period_end(start, period)
     drill_owner = owner_by_ext.get(owner_filter) if owner_filter else None
-    behind = behind_the_numbers(drill_owner, start, end, timezone) if drill_owner else None
+    behind = owner_sends_breakdown(db.session, drill_owner.id, start, end, timezone) if drill_owner else None
     if drill_owner:
         trend_scope, trend_label = f"owner:{drill_owner.external_id}", drill_owner.name
     elif team_filter:

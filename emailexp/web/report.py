@@ -23,7 +23,8 @@ from emailexp.errors import NotFoundError
 from emailexp.extensions import db
 from emailexp.ingestion import experiments as svc
 from emailexp.models import Conversion, OpenEvent, Segment, Send
-from emailexp.reports.experiment_report import build_experiment_report, opens_by_hours_since_send
+from emailexp.reports.experiment_report import (build_experiment_report, opens_by_hours_since_send,
+                                                user_agent_families)
 from emailexp.web import bp, charts
 from emailexp.web.auth import login_required
 from emailexp.web.designer import send_snippets
@@ -118,19 +119,6 @@ def hours_series(histogram: dict[str, list[int]], keys: list[str]) -> list[chart
             points.append((i, n / total if total else None))
         out.append(charts.Series(key, points))
     return out
-
-
-def user_agent_families(experiment_id: int, limit: int = 8) -> list[tuple[str, str, int]]:
-    """(ua_family, verdict, open events) of the experiment's opens, most frequent first (GROUP BY)."""
-    rows = db.session.execute(
-        sa.select(OpenEvent.ua_family, OpenEvent.verdict, sa.func.count().label("n"))
-        .join(Send, Send.id == OpenEvent.send_id)
-        .where(Send.experiment_id == experiment_id)
-        .group_by(OpenEvent.ua_family, OpenEvent.verdict)
-        .order_by(sa.desc("n"))
-        .limit(limit)
-    ).all()
-    return [(ua or "", verdict, n) for ua, verdict, n in rows]
 
 
 def _day(value) -> str:
@@ -286,7 +274,7 @@ def experiment_user_agents(experiment_id: int):
     one more join of open events with sends, ~0.6 s at 1M sends on SQLite, that the report does not need)."""
     experiment = _experiment_or_404(experiment_id)
     return render_template("experiments/user_agents.html", experiment=experiment,
-                           user_agents=user_agent_families(experiment_id, limit=50), num=num)
+                           user_agents=user_agent_families(db.session, experiment_id, limit=50), num=num)
 
 
 @bp.route("/experiments/<int:experiment_id>/verdict.json")
